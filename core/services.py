@@ -1,0 +1,211 @@
+"""The composition root: builds the real collaborators from one ``Settings``.
+
+Constructing ``Services`` opens the store in DATA_DIR and reads (or generates) the shared
+secret; the ASR model loads on first use and the worker pool starts on ``start_workers``.
+Tests and the emulator build their own ``Services``; functions-framework handlers fall back
+to ``default_services()``, built once per process from the environment.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from core.asr import AsrProvider, LocalWhisper, resolve_local_model
+from core.auth import Authenticator, load_or_create_secret
+from core.download import Downloader
+from core.errors import JobFailure, UnsupportedContent
+from core.jobs import JobService
+from core.models import TERMINAL
+from core.pipeline import Pipeline
+from core.ratelimit import RateLimiter
+from core.settings import Settings
+from core.store import Record, Store
+from core.tiktok import LinkResolver, VideoRef, parse_url
+from core.worker import WorkerPool
+
+log = logging.getLogger("tttranscribe")
+
+DEFAULT_SECONDS = 45.0
+CREDIT_RATES = {"tiny": 0.5, "base": 1.0, "small": 1.5, "medium": 2.0, "large": 3.0}
+
+
+def credit_rate(model: str) -> float:
+    """Credits per audio minute for a model name such as ``openai-whisper-tiny.en``."""
+    name = model.lower()
+    return next((rate for size, rate in CREDIT_RATES.items() if size in name), CREDIT_RATES["base"])
+
+
+def _announce(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Services:
+    """Everything a handler needs, built once per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        asr: AsrProvider | None = None,
+        http: requests.Session | None = None,
+        announce: Callable[[str], None] = _announce,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.started_at = clock()
+        self.http = http or requests.Session()
+        self.store = Store(settings.data_dir / "store")
+        secret = settings.engine_shared_secret.get_secret_value() if settings.engine_shared_secret else None
+        self.secret_generated = not secret
+        secret = secret or load_or_create_secret(settings.data_dir, announce)
+        jwt_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self.auth = Authenticator(secret, jwt_secret, clock=clock)
+        self.limiter = RateLimiter(
+            self.store, settings.rate_limit_capacity, settings.rate_limit_refill_per_min, settings.exempt_cidrs, clock
+        )
+        self.resolver = LinkResolver(self.http, settings.media_hosts)
+        self.downloader = Downloader(
+            max_bytes=settings.max_download_bytes,
+            max_seconds=settings.max_audio_seconds,
+            cookies_file=settings.ytdlp_cookies,
+            proxy=settings.ytdlp_proxy,
+            impersonate=settings.ytdlp_impersonate,
+        )
+        self._asr = asr
+        self._asr_lock = threading.Lock()
+        self.jobs = JobService(
+            self.store,
+            base_url=settings.public_base_url,
+            model_key=lambda: self.asr.model_used,
+            keep_text_max=settings.keep_text_max,
+            job_ttl=settings.job_ttl_seconds,
+            result_ttl=settings.result_cache_ttl_seconds,
+            max_attempts=settings.max_job_attempts,
+            clock=clock,
+        )
+        self.pipeline = Pipeline(
+            self.jobs,
+            self.downloader,
+            lambda: self.asr,
+            tmp_dir=settings.data_dir / "tmp",
+            keep_text_max=settings.keep_text_max,
+            max_seconds=settings.max_audio_seconds,
+            clock=clock,
+        )
+        self.pool = WorkerPool(
+            self.jobs, self.pipeline, concurrency=settings.worker_concurrency, lease=settings.job_lease_seconds
+        )
+
+    @property
+    def asr(self) -> AsrProvider:
+        with self._asr_lock:
+            if self._asr is None:
+                self._asr = self._build_asr()
+            return self._asr
+
+    def _build_asr(self) -> AsrProvider:
+        s = self.settings
+        if s.effective_asr_provider == "hf":
+            raise NotImplementedError("ASR_PROVIDER=hf is not built yet (issue 6); use ASR_PROVIDER=local")
+        threads = max(1, s.cpu_count // s.worker_concurrency)
+        return LocalWhisper(
+            lambda: resolve_local_model(s.whisper_model_size, s.whisper_model_path),
+            num_workers=s.worker_concurrency,
+            cpu_threads=threads,
+            beam_size=s.beam_size,
+        )
+
+    # ---- operations the handlers share --------------------------------------------------------
+
+    def video(self, url: Any) -> VideoRef:
+        """Validate a submitted URL and resolve short links to the canonical video (SSRF-checked)."""
+        return self.resolver.resolve(parse_url(url, self.settings.media_hosts))
+
+    def submit(self, ref: VideoRef, request_id: str | None, idempotency_key: str | None) -> Record:
+        job, _ = self.jobs.submit(ref, request_id, idempotency_key)
+        if job["step"] not in TERMINAL:
+            self.start_workers()  # lazily, for a handler run alone by functions-framework
+            self.pool.wake()
+        return job
+
+    def estimate(self, ref: VideoRef) -> Record:
+        """Credits from the video's real duration (metadata only, cached per video)."""
+        assert ref.video_id
+        model = self.asr.model_used
+        meta = self.store.get("meta", ref.video_id)
+        source = "cache"
+        if not meta or meta.get("duration") is None:
+            try:
+                meta = self.downloader.probe(ref.canonical_url or ref.url)
+                self.jobs.remember_metadata(ref.video_id, meta)
+                source = "metadata"
+            except JobFailure as failure:
+                if failure.code in ("unsupported_content", "media_too_long", "download_not_found", "download_auth"):
+                    raise UnsupportedContent(failure.message, details={"errorCode": failure.code}) from None
+                log.info("[cache] no metadata for %s (%s); estimating %ss", ref.video_id, failure.code, DEFAULT_SECONDS)
+                meta = {}
+        duration = meta.get("duration")
+        if duration is None:
+            duration, source = DEFAULT_SECONDS, "default"
+        if duration > self.settings.max_audio_seconds:
+            raise UnsupportedContent(
+                f"The video is {duration:.0f}s long; the limit is {self.settings.max_audio_seconds:.0f}s.",
+                details={"errorCode": "media_too_long", "durationSeconds": duration},
+            )
+        return {
+            "estimatedCredits": max(1, math.ceil(duration / 60 * credit_rate(model))),
+            "estimatedDurationSeconds": round(duration, 2),
+            "modelUsed": model,
+            "note": "This is an estimate. Actual cost will be based on real audio duration.",
+            "durationSource": source,
+            "videoId": ref.video_id,
+        }
+
+    def webhook_status(self) -> Record:
+        return {"queueSize": 0, "targetUrl": self.settings.business_engine_webhook_url}
+
+    def start_workers(self) -> None:
+        self.pool.start()
+
+    def readiness(self) -> Record:
+        missing: list[str] = []
+        s = self.settings
+        if s.effective_asr_provider == "hf":
+            if not s.hf_api_key:
+                missing.append("HF_API_KEY")
+            missing.append("ASR_PROVIDER=hf (not built yet; set ASR_PROVIDER=local)")
+        ok = not missing
+        return {"ok": ok, "message": "ready" if ok else "missing: " + ", ".join(missing), "missing": missing}
+
+    def close(self) -> None:
+        self.pool.stop()
+        self.store.close()
+
+
+_default: Services | None = None
+_default_lock = threading.Lock()
+
+
+def configure_logging(level: str) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def default_services() -> Services:
+    """The process-wide services for handlers run by functions-framework alone."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            settings = Settings()
+            configure_logging(settings.log_level)
+            _default = Services(settings)
+        return _default
+
