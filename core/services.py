@@ -28,7 +28,8 @@ from core.ratelimit import RateLimiter
 from core.settings import Settings
 from core.store import Record, Store
 from core.tiktok import LinkResolver, VideoRef, parse_url
-from core.worker import WorkerPool
+from core.webhooks import WebhookOutbox
+from core.worker import WorkerPool, owner_is_dead, process_identity
 
 log = logging.getLogger("tttranscribe")
 
@@ -81,6 +82,21 @@ class Services:
         )
         self._asr = asr
         self._asr_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        hook_secret = settings.business_engine_webhook_secret
+        self.webhooks = WebhookOutbox(
+            self.store,
+            url=settings.business_engine_webhook_url,
+            secret=hook_secret.get_secret_value() if hook_secret else None,
+            version=settings.api_version,
+            max_attempts=settings.webhook_max_attempts,
+            max_backoff=settings.webhook_max_backoff_seconds,
+            initial_backoff=settings.webhook_initial_backoff_seconds,
+            timeout=settings.webhook_timeout_seconds,
+            clock=clock,
+            owner=process_identity(),
+            is_dead=owner_is_dead,
+        )
         self.jobs = JobService(
             self.store,
             base_url=settings.public_base_url,
@@ -89,6 +105,7 @@ class Services:
             job_ttl=settings.job_ttl_seconds,
             result_ttl=settings.result_cache_ttl_seconds,
             max_attempts=settings.max_job_attempts,
+            on_terminal=self.webhooks.record,
             clock=clock,
         )
         self.pipeline = Pipeline(
@@ -169,11 +186,11 @@ class Services:
             "videoId": ref.video_id,
         }
 
-    def webhook_status(self) -> Record:
-        return {"queueSize": 0, "targetUrl": self.settings.business_engine_webhook_url}
-
     def start_workers(self) -> None:
-        self.pool.start()
+        """Job workers and webhook senders (idempotent): every process that accepts jobs runs them."""
+        with self._start_lock:
+            self.pool.start()
+            self.webhooks.start()
 
     def readiness(self) -> Record:
         missing: list[str] = []
@@ -187,6 +204,7 @@ class Services:
 
     def close(self) -> None:
         self.pool.stop()
+        self.webhooks.stop()
         self.store.close()
 
 

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     """A running job whose heartbeat is older than this is taken over by another process."""
     webhook_max_attempts: int = Field(12, ge=1)
     """Delivery attempts per webhook event before it is parked as failed."""
+    webhook_initial_backoff_seconds: float = Field(4.0, gt=0)
+    """First wait between webhook attempts; doubles (with jitter) up to the max."""
     webhook_max_backoff_seconds: float = Field(300.0, gt=0)
     """Upper bound of the exponential backoff between webhook attempts."""
     webhook_timeout_seconds: float = Field(10.0, gt=0)

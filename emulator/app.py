@@ -17,8 +17,10 @@ from functions.estimate import estimate
 from functions.health import health
 from functions.index import index
 from functions.ready import ready
+from functions.retry_webhook import retry_webhook
 from functions.status import status
 from functions.transcribe import transcribe
+from functions.webhook_queue import webhook_queue
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 
@@ -30,6 +32,8 @@ ROUTES: dict[str, Callable[..., flask.Response]] = {
     "/transcribe": transcribe,
     "/estimate": estimate,
     "/status/<job_id>": status,
+    "/admin/webhook-queue": webhook_queue,
+    "/admin/retry-webhook/<job_id>": retry_webhook,
 }
 
 

@@ -36,6 +36,6 @@ def health(request: flask.Request, services: Services, caller: object) -> tuple[
         "cache": services.jobs.counts(),
         "readiness": readiness,
         "rateLimit": services.limiter.describe(),
-        "webhook": services.webhook_status(),
+        "webhook": services.webhooks.describe(),
         "workers": {"concurrency": s.worker_concurrency, "started": services.pool.started, "busy": services.pool.busy()},
     }, 200

@@ -109,3 +109,12 @@ def wait_terminal(client: Any, job_id: str, timeout: float = 120.0, seen: list[i
             return doc
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} not terminal after {timeout}s: {doc}")
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Any]]:
+    """Server processes started by a test; all stopped when it ends."""
+    started: list[Any] = []
+    yield started
+    for proc in started:
+        proc.stop()
