@@ -22,10 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("transcribe", help="transcribe one link or file and print the transcript")
     run.add_argument("source", help="TikTok URL, media URL (MEDIA_HOST_ALLOWLIST) or a local audio/video file")
     run.add_argument("--json", action="store_true", help="print the full status document")
+    sub.add_parser("fetch-model", help="download the configured Whisper model into the hub cache (Docker build)")
     args = parser.parse_args(argv)
 
     settings = Settings()
     configure_logging(settings.log_level)
+    if args.command == "fetch-model":
+        from core.asr import resolve_local_model
+
+        choice = resolve_local_model(settings.whisper_model_size, settings.whisper_model_path)
+        print(f"{choice.model_used}: {choice.path} ({choice.origin})")
+        return 0 if choice.origin != "bundled" or settings.whisper_model_size == "tiny" else 1
     if args.command == "transcribe":
         from emulator.cli import transcribe_command
 
