@@ -158,6 +158,15 @@ class LocalWhisper:
         """The model that runs (resolved once, without loading its weights)."""
         return self._plan().model_used
 
+    def detect_language(self, audio: np.ndarray) -> str | None:
+        """The spoken language by the model's own detection (first 30 s of audio); ``None`` for an
+        English-only model, which cannot tell one language from another."""
+        model = self._load()
+        if not model.model.is_multilingual:
+            return None
+        language, _probability, _ = model.detect_language(audio)
+        return language
+
     def transcribe(self, audio: np.ndarray, on_progress: ProgressFn | None = None) -> Transcript:
         model = self._load()
         duration = len(audio) / SAMPLE_RATE

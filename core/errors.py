@@ -62,6 +62,10 @@ class UnsupportedContent(ServiceError):
     status, code, message = 422, "unsupported_content", "This content cannot be transcribed."
 
 
+class IdempotencyConflict(ServiceError):
+    status, code, message = 422, "idempotency_conflict", "This key was already used for a different URL."
+
+
 class RateLimited(ServiceError):
     status, code, message = 429, "rate_limited", "Too many requests. Please wait before retrying."
 

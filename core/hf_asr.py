@@ -28,7 +28,6 @@ Contracts:
 """
 from __future__ import annotations
 
-import base64
 import email.utils
 import io
 import itertools
@@ -36,7 +35,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,14 +66,13 @@ def encode_flac(audio: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-@dataclass
 class _Hosted(Exception):
-    """One failed hosted call, classified. ``kind``: retry | next | stop | config."""
+    """One failed hosted call, classified. ``kind``: retry (same model) | next (model) | stop
+    (hosted) | config (the key: stop, no fallback)."""
 
-    kind: str
-    detail: str
-    status: int | None = None
-    retry_after: float | None = None
+    def __init__(self, kind: str, detail: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.kind, self.detail, self.status, self.retry_after = kind, detail, status, retry_after
 
 
 class HfInferenceAsr:
@@ -117,9 +114,7 @@ class HfInferenceAsr:
     @property
     def config_error(self) -> str | None:
         """Why this provider cannot work until its configuration changes, or None. No network."""
-        from huggingface_hub import constants
-
-        if constants.is_offline_mode():
+        if _offline():
             return "HF_HUB_OFFLINE is set, so huggingface_hub refuses to call the Inference API"
         return self._config_error
 
@@ -131,12 +126,12 @@ class HfInferenceAsr:
             why = f"the audio is {wire / 2**20:.1f} MB to upload, over the {self._max_upload_bytes / 2**20:.0f} MB limit"
             log.warning("[transcribe] not sent to Hugging Face: %s", why)
             return self._fall_back(audio, on_progress, why, retryable=False)
-        if self.config_error and self._config_error is None:  # offline mode: not one call can succeed
-            raise JobFailure("transcription_failed", "The Hugging Face speech recognizer is not configured.")
+        if _offline():  # not one call can succeed, and the operator must see it in /ready
+            raise JobFailure("transcription_failed", "The Hugging Face speech recognizer is switched off (offline mode).")
         failures: list[str] = []
         for model in self._models:
             try:
-                answer, attempts = self._call_model(model, flac)
+                answer, attempts = self._call_model(model, flac, duration)
             except _Hosted as err:
                 failures.append(f"{model}: {err.detail}")
                 if err.kind == "config":
@@ -164,14 +159,14 @@ class HfInferenceAsr:
 
     # ---- one model -----------------------------------------------------------------------------
 
-    def _call_model(self, model: str, flac: bytes) -> tuple[dict[str, Any], int]:
+    def _call_model(self, model: str, flac: bytes, duration: float) -> tuple[dict[str, Any], int]:
         """The parsed answer of ``model`` and the number of calls it took; raises ``_Hosted``."""
         counter = itertools.count(1)
 
         def once() -> dict[str, Any]:
             attempt = next(counter)
             try:
-                return self._call_once(model, flac)
+                return self._call_once(model, flac, duration)
             except _Hosted as err:
                 log.warning(
                     "[transcribe] %s answered %s (attempt %d/%d): %s",
@@ -195,7 +190,7 @@ class HfInferenceAsr:
             return min(max(err.retry_after, 0.0), self._max_wait)
         return wait_random_exponential(multiplier=1, max=self._max_wait)(state)
 
-    def _call_once(self, model: str, flac: bytes) -> dict[str, Any]:
+    def _call_once(self, model: str, flac: bytes, duration: float) -> dict[str, Any]:
         from huggingface_hub import InferenceClient
 
         if self._client is None:
@@ -209,14 +204,10 @@ class HfInferenceAsr:
             raise _classify(exc, self._timeout) from exc
         if not isinstance(out.text, str):  # a 200 without text is not a transcript
             raise _Hosted("next", "answer without text", 200)
-        return {"text": out.text.strip(), "segments": _segments(out, out.text.strip(), self._duration(flac)),
-                "language": out.get("language") if isinstance(out.get("language"), str) else None}
-
-    @staticmethod
-    def _duration(flac: bytes) -> float:
-        # STREAMINFO: 20-bit rate and 36-bit total samples at bytes 18..26 of a FLAC file.
-        bits = int.from_bytes(flac[18:26], "big")
-        return (bits & 0xFFFFFFFFF) / SAMPLE_RATE
+        text = out.text.strip()
+        language = out.get("language")  # absent from Whisper's hosted answer, present on some servers
+        return {"text": text, "segments": _segments(out, text, duration),
+                "language": language if isinstance(language, str) and language else None}
 
     # ---- when hosted fails --------------------------------------------------------------------
 
@@ -261,12 +252,18 @@ def _segments(out: Any, text: str, duration: float) -> list[dict[str, Any]]:
     return segments
 
 
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
+
+
 def _classify(exc: Exception, timeout: float) -> _Hosted:
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     if isinstance(exc, OfflineModeIsEnabled):
-        return _Hosted("stop", "HF_HUB_OFFLINE is set")
+        return _Hosted("stop", "HF_HUB_OFFLINE is set")  # checked before calling; here only if set meanwhile
     if isinstance(exc, InferenceTimeoutError):
         # A model that did not answer within the timeout is busy; the next one may not be.
         return _Hosted("next", f"no answer within {timeout:g}s")
@@ -303,8 +300,10 @@ def _retry_after(response: Any) -> float | None:
         try:
             return float(header)
         except ValueError:
-            when = email.utils.parsedate_to_datetime(header)
-            return max(when.timestamp() - time.time(), 0.0) if when else None
+            try:
+                return max(email.utils.parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
+            except (TypeError, ValueError):
+                return None
     try:
         body = json.loads(response.content or b"{}")
         return float(body["estimated_time"]) if isinstance(body, dict) and "estimated_time" in body else None

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import JobFailure, JobNotFound
+from core.errors import IdempotencyConflict, JobFailure, JobNotFound
 from core.models import COMPLETED, FAILED, STEPS, TERMINAL, iso, step_percent
 from core.store import Record, Store
 from core.tiktok import VideoRef
@@ -80,6 +80,12 @@ class JobService:
             for ns, alias in (("rid", request_id), ("idem", idempotency_key)):
                 existing = self.store.get(ns, alias) if alias else None
                 if existing and (job := self.store.get("job", existing)):
+                    if job["videoId"] != ref.video_id:
+                        field = "requestId" if ns == "rid" else "Idempotency-Key"
+                        raise IdempotencyConflict(
+                            f"This {field} was already used for a different URL.",
+                            details={"field": field, "jobId": job["id"]},
+                        )
                     return job, False
             job_id = str(uuid.uuid4())
             job: Record = {

@@ -155,3 +155,14 @@ def test_estimate_uses_real_duration_then_falls_back(client: Any, media: Any, fi
     fallback = client.post("/estimate", json={"url": media.add_status("est/down", 503)}, headers=AUTH).get_json()
     assert fallback["estimatedDurationSeconds"] == 45 and fallback["durationSource"] == "default"
     assert fallback["estimatedCredits"] == 1
+
+
+def test_reused_keys_with_another_url_are_refused(client: Any, media: Any, fixtures: Path) -> None:
+    first = media.add_clip("idem2/a.m4a", fixtures / CLIPS[2])
+    other = media.add_clip("idem2/b.m4a", fixtures / CLIPS[3])
+    job = submit(client, first, requestId="be-x")
+    client.post("/transcribe", json={"url": first}, headers={**AUTH, "Idempotency-Key": "k-x"})
+    for extra, headers in (({"requestId": "be-x"}, {}), ({}, {"Idempotency-Key": "k-x"})):
+        answer = client.post("/transcribe", json={"url": other, **extra}, headers={**AUTH, **headers})
+        assert answer.status_code == 422 and answer.get_json()["error"] == "idempotency_conflict"
+    assert client.get("/status/be-x", headers=AUTH).get_json()["id"] == job["id"]
