@@ -174,10 +174,14 @@ class LocalWhisper:
         segments: list[dict[str, Any]] = []
         scores: list[tuple[float, float, float]] = []
         for seg in segments_iter:  # decoding happens lazily, segment by segment
-            segments.append({"start": round(seg.start, 2), "end": round(seg.end, 2), "text": seg.text.strip()})
+            # Whisper's timestamps come in 20 ms steps and can run past the end of the audio
+            # (2.00 on a 1.52 s clip): a segment never ends after the audio does.
+            end = min(seg.end, duration)
+            start = min(seg.start, end)
+            segments.append({"start": round(start, 2), "end": round(end, 2), "text": seg.text.strip()})
             scores.append((seg.start, seg.end, seg.avg_logprob))
             if on_progress:
-                on_progress(min(seg.end, duration))
+                on_progress(end)
         text = " ".join(s["text"] for s in segments if s["text"]).strip()
         return Transcript(
             text=text,

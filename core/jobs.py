@@ -39,7 +39,7 @@ class JobService:
         store: Store,
         *,
         base_url: str,
-        model_key: str,
+        model_key: Callable[[], str],
         keep_text_max: int,
         job_ttl: float,
         result_ttl: float,
@@ -60,7 +60,8 @@ class JobService:
     # ---- submission -------------------------------------------------------------------------
 
     def work_key(self, video_id: str) -> str:
-        return f"{video_id}:{self.model_key}"
+        """Results are per video and per model that runs (a different model is a new transcript)."""
+        return f"{video_id}:{self.model_key()}"
 
     def find(self, job_or_request_id: str) -> Record | None:
         job = self.store.get("job", job_or_request_id)

@@ -22,7 +22,8 @@ Schema = dict[str, Any]
 
 ERROR_CODES = [
     "invalid_request", "invalid_url", "unauthorized", "not_found", "job_not_found", "method_not_allowed",
-    "payload_too_large", "unsupported_content", "rate_limited", "processing_failed", "service_unavailable",
+    "payload_too_large", "unsupported_content", "idempotency_conflict", "rate_limited", "processing_failed",
+    "service_unavailable",
 ]
 TIMESTAMP: Schema = {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"}
 HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -229,6 +230,10 @@ LIMIT_HEADERS = {h: {"description": "IETF RateLimit fields of the caller's bucke
 def transcribe_operation(name: str) -> Schema:
     operation = url_operation(name, "Submit a TikTok link for transcription.", {
         "202": answer("The job (already `completed`, with `cacheHit`, on a cache hit).", ref("SubmitAnswer"), LIMIT_HEADERS)})
+    operation["responses"]["422"] = error(
+        "A photo post or a video longer than MAX_AUDIO_SECONDS (`unsupported_content`), or a requestId / "
+        "Idempotency-Key already used for a different video (`idempotency_conflict`).",
+        "unsupported_content", "idempotency_conflict")
     operation["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
                                 "schema": text(minLength=1, maxLength=128),
                                 "description": "The same key returns the job already made for it."}]

@@ -215,6 +215,8 @@ _default_lock = threading.Lock()
 def configure_logging(level: str) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # faster-whisper logs every file's duration and VAD cut at INFO; ours say what matters.
+    logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def default_services() -> Services:

@@ -18,6 +18,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from core import errors
 from core.openapi import document
 from emulator.app import ALL_METHODS, ROUTES, create_app
 from functions.openapi import openapi as openapi_handler
@@ -32,19 +33,33 @@ CLIP = "asterisk-en/conf-waitforleader.wav"
 TIKTOK = "https://www.tiktok.com/@a/video/123"
 
 
-def app_client(services: Any) -> Any:
+def mounted_app(services: Any) -> flask.Flask:
     """The emulator's app, with /openapi.json mounted here until emulator/app.py does it."""
     app = create_app(services)
     if "/openapi.json" not in ROUTES:
         for rule in ("/openapi.json", "/ttt/openapi.json"):
             app.add_url_rule(rule, f"openapi:{rule}", lambda: openapi_handler(flask.request, services),
                              methods=ALL_METHODS, provide_automatic_options=False)
-    return app.test_client()
+    return app
+
+
+def app_client(services: Any) -> Any:
+    return mounted_app(services).test_client()
 
 
 @pytest.fixture
 def api(services: Any) -> Any:
     return app_client(services)
+
+
+def service_error_codes() -> set[str]:
+    """The ``code`` of every ServiceError class in core/errors.py."""
+    found, todo = set(), [errors.ServiceError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
 def pointer(*parts: str) -> str:
@@ -126,9 +141,7 @@ def test_document_is_valid_openapi_3_1() -> None:
     assert {p["name"] for p in hook["parameters"] if p["in"] == "header"} >= {
         "X-TTTranscribe-Signature", "X-Idempotency-Key", "webhook-id", "webhook-timestamp", "webhook-signature"}
     error_enum = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
-    assert set(error_enum) == {"invalid_request", "invalid_url", "unauthorized", "not_found", "job_not_found",
-                               "method_not_allowed", "payload_too_large", "unsupported_content", "rate_limited",
-                               "processing_failed", "service_unavailable"}
+    assert set(error_enum) == service_error_codes()  # every code the service can answer, and no other
     # The validator has teeth: a broken document is refused.
     broken = copy.deepcopy(doc)
     broken["paths"]["/transcribe"]["post"]["responses"]["202"]["content"][JSON]["schema"] = {"type": "objekt"}
@@ -222,6 +235,11 @@ def test_completed_job_answers_conform(api: Any, spec: Spec, media: Any, fixture
     estimate = spec.check(api.post("/estimate", json={"url": page}, headers=AUTH), "/estimate", "post")
     assert estimate["estimatedCredits"] == 1 and estimate["durationSource"] == "metadata"
     assert estimate["estimatedDurationSeconds"] == 4.91
+    conflict = api.post("/transcribe", json={"url": page, "requestId": "oa-1"}, headers=AUTH)
+    assert conflict.status_code == 422
+    assert spec.check(conflict, "/transcribe", "post")["error"] == "idempotency_conflict"
+    estimate_422 = spec.response("/estimate", "post", 422)[0] + pointer("content", JSON, "schema")
+    assert fails(spec, conflict.get_json(), estimate_422)  # /estimate has no key to conflict on
     queue = spec.check(api.get("/admin/webhook-queue", headers=AUTH), "/admin/webhook-queue")
     assert queue["totalFailed"] == len(queue["failed"]) == 0
     retried = spec.check(api.post(f"/admin/retry-webhook/{submitted['id']}", headers=AUTH),

@@ -166,3 +166,25 @@ def test_reused_keys_with_another_url_are_refused(client: Any, media: Any, fixtu
         answer = client.post("/transcribe", json={"url": other, **extra}, headers={**AUTH, **headers})
         assert answer.status_code == 422 and answer.get_json()["error"] == "idempotency_conflict"
     assert client.get("/status/be-x", headers=AUTH).get_json()["id"] == job["id"]
+
+
+def test_cache_survives_a_restart_on_the_same_data_dir(make_services: Any, media: Any, fixtures: Path) -> None:
+    from emulator.app import create_app
+
+    url = media.add_clip("restart/a.m4a", fixtures / CLIPS[2])
+    first = make_services()
+    job = submit(create_app(first).test_client(), url)
+    doc = wait_terminal(create_app(first).test_client(), job["id"])
+    assert first.jobs.find(job["id"])["workKey"] == f"{doc['metadata']['videoId']}:openai-whisper-tiny.en"
+    first.close()
+    second = make_services()
+    again = submit(create_app(second).test_client(), url)
+    assert again["cacheHit"] is True and second.asr.runs == 0
+
+
+def test_page_with_a_real_video_tag_is_transcribed(client: Any, media: Any, fixtures: Path) -> None:
+    media.add_clip("tag/clip.m4a", fixtures / CLIPS[2])
+    page = media.add_page("tag/video", "tag/clip.m4a", title="Tagged", author="a", duration=5.52, video_tag=True)
+    doc = wait_terminal(client, submit(client, page)["id"])
+    assert doc["status"] == "completed", doc
+    assert "agent" in doc["result"]["transcription"].lower()
