@@ -123,7 +123,7 @@ class HfInferenceAsr:
         flac = encode_flac(audio)
         wire = 4 * ((len(flac) + 2) // 3) + 64  # base64 inside the small JSON envelope
         if wire > self._max_upload_bytes:
-            why = f"the audio is {wire / 2**20:.1f} MB to upload, over the {self._max_upload_bytes / 2**20:.0f} MB limit"
+            why = f"the audio is {wire / 2**20:.1f} MB to upload, over the {self._max_upload_bytes / 2**20:.1f} MB limit"
             log.warning("[transcribe] not sent to Hugging Face: %s", why)
             return self._fall_back(audio, on_progress, why, retryable=False)
         if _offline():  # not one call can succeed, and the operator must see it in /ready

@@ -280,7 +280,9 @@ class JobService:
         now = self.clock()
         cached = {"result": result, "metadata": metadata}
         with self.store.transact():
-            if self.result_ttl:
+            # A transcript from a fallback engine is delivered but not cached: the next
+            # submission should get the planned model's transcript.
+            if self.result_ttl and key.endswith(":" + result["modelUsed"]):
                 self.store.put("result", key, cached, self.result_ttl)
             if result["duration"]:
                 old = self.store.get("stats", "rtf")

@@ -281,7 +281,8 @@ def document(base_url: str, version: str) -> dict[str, Any]:
                      "service": {"const": "tttranscribe"}, "platform": {"enum": ["huggingface-spaces", "local"]},
                      "uptime": {"type": "number", "minimum": 0}, "timestamp": TIMESTAMP, "baseUrl": text(),
                      "environment": obj({k: {"type": "boolean"} for k in (
-                         "hasAuthSecret", "hasHfApiKey", "hasWebhookUrl", "hasWebhookSecret")} | {"asrProvider": {"enum": ["hf", "local"]}}),
+                         "hasAuthSecret", "hasHfApiKey", "hasWebhookUrl", "hasWebhookSecret")}
+                         | {"asrProvider": {"enum": ["hf", "local"]}, "asrProviderReason": text()}),
                      "cache": obj({"size": {"type": "integer", "minimum": 0},
                                    "hitRate": {"type": "number", "minimum": 0, "maximum": 1},
                                    "hitCount": {"type": "integer", "minimum": 0}, "missCount": {"type": "integer", "minimum": 0}}),

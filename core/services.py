@@ -20,6 +20,7 @@ import requests
 from core.asr import AsrProvider, LocalWhisper, resolve_local_model
 from core.auth import Authenticator, load_or_create_secret
 from core.download import Downloader
+from core.hf_asr import HfInferenceAsr
 from core.errors import JobFailure, UnsupportedContent
 from core.jobs import JobService
 from core.models import TERMINAL
@@ -130,14 +131,23 @@ class Services:
 
     def _build_asr(self) -> AsrProvider:
         s = self.settings
-        if s.effective_asr_provider == "hf":
-            raise NotImplementedError("ASR_PROVIDER=hf is not built yet (issue 6); use ASR_PROVIDER=local")
         threads = max(1, s.cpu_count // s.worker_concurrency)
-        return LocalWhisper(
+        local = LocalWhisper(
             lambda: resolve_local_model(s.whisper_model_size, s.whisper_model_path),
             num_workers=s.worker_concurrency,
             cpu_threads=threads,
             beam_size=s.beam_size,
+        )
+        # Never build the hosted client without our key: huggingface_hub would quietly fall back
+        # to HF_TOKEN or a cached login.
+        if s.effective_asr_provider != "hf" or not s.hf_api_key:
+            return local
+        return HfInferenceAsr(
+            token=s.hf_api_key.get_secret_value(),
+            models=s.hf_models,
+            base_url=s.hf_inference_base_url,
+            timeout=s.hf_timeout_seconds,
+            fallback=(lambda: local) if s.asr_fallback_to_local else None,
         )
 
     # ---- operations the handlers share --------------------------------------------------------
@@ -193,14 +203,19 @@ class Services:
             self.webhooks.start()
 
     def readiness(self) -> Record:
-        missing: list[str] = []
+        """Ready to take jobs? Reads configuration and remembered errors only: no network."""
         s = self.settings
+        missing: list[str] = []
+        problems: list[str] = []
         if s.effective_asr_provider == "hf":
             if not s.hf_api_key:
                 missing.append("HF_API_KEY")
-            missing.append("ASR_PROVIDER=hf (not built yet; set ASR_PROVIDER=local)")
-        ok = not missing
-        return {"ok": ok, "message": "ready" if ok else "missing: " + ", ".join(missing), "missing": missing}
+            elif error := getattr(self.asr, "config_error", None):
+                problems.append(error)
+        if missing:
+            problems.insert(0, "missing " + ", ".join(missing) + f" for ASR_PROVIDER=hf ({s.asr_provider_reason})")
+        ok = not problems
+        return {"ok": ok, "message": "ready" if ok else "; ".join(problems), "missing": missing}
 
     def close(self) -> None:
         self.pool.stop()

@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     """Local Whisper size, resolved to Systran/faster-whisper-<size>."""
     whisper_model_path: str | None = None
     """A CTranslate2 Whisper model directory that wins over the hub."""
+    hf_asr_model: str = "openai/whisper-large-v3-turbo"
+    """Hosted model for ASR_PROVIDER=hf."""
+    hf_asr_fallback_models: str = ""
+    """Comma-separated hosted models tried in order when the first is gone (404/410) or failing."""
+    hf_inference_base_url: str | None = None
+    """A dedicated Inference Endpoint URL (``{model}`` in it is replaced by the model id)."""
+    hf_timeout_seconds: float = Field(120.0, gt=0)
+    """Per-phase timeout of one hosted ASR call."""
+    asr_fallback_to_local: bool = True
+    """When every hosted model fails, transcribe with local faster-whisper instead of failing."""
     beam_size: int = Field(5, ge=1, le=10)
     """Beam width for local decoding."""
     port: int = 7860
@@ -106,6 +116,10 @@ class Settings(BaseSettings):
         return [h.lower() for h in _csv(self.media_host_allowlist)]
 
     @property
+    def hf_models(self) -> list[str]:
+        return [self.hf_asr_model, *_csv(self.hf_asr_fallback_models)]
+
+    @property
     def exempt_cidrs(self) -> list[str]:
         return _csv(self.rate_limit_exempt_cidrs)
 
@@ -133,9 +147,13 @@ class Settings(BaseSettings):
 
     @property
     def effective_asr_provider(self) -> str:
+        return self.asr_provider or ("hf" if self.hf_api_key else "local")
+
+    @property
+    def asr_provider_reason(self) -> str:
         if self.asr_provider:
-            return self.asr_provider
-        return "hf" if self.hf_api_key else "local"
+            return f"ASR_PROVIDER={self.asr_provider}"
+        return "HF_API_KEY is set" if self.hf_api_key else "no HF_API_KEY"
 
     @property
     def cpu_count(self) -> int:

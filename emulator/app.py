@@ -16,6 +16,7 @@ from core.services import Services
 from functions.estimate import estimate
 from functions.health import health
 from functions.index import index
+from functions.openapi import openapi
 from functions.ready import ready
 from functions.retry_webhook import retry_webhook
 from functions.status import status
@@ -29,6 +30,7 @@ ROUTES: dict[str, Callable[..., flask.Response]] = {
     "/": index,
     "/health": health,
     "/ready": ready,
+    "/openapi.json": openapi,
     "/transcribe": transcribe,
     "/estimate": estimate,
     "/status/<job_id>": status,

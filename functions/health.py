@@ -32,6 +32,7 @@ def health(request: flask.Request, services: Services, caller: object) -> tuple[
             "hasWebhookUrl": bool(s.business_engine_webhook_url),
             "hasWebhookSecret": s.business_engine_webhook_secret is not None,
             "asrProvider": s.effective_asr_provider,
+            "asrProviderReason": s.asr_provider_reason,
         },
         "cache": services.jobs.counts(),
         "readiness": readiness,

@@ -76,8 +76,11 @@ def make_services(tmp_path: Path, whisper: LocalWhisper) -> Iterator[Callable[..
     built: list[Services] = []
 
     def build(**overrides: Any) -> Services:
-        asr = overrides.pop("asr", None) or CountingAsr(whisper)
-        services = Services(make_settings(tmp_path / "data", **overrides), asr=asr, announce=lambda _: None)
+        asr = overrides.pop("asr", None)
+        # asr=False: let Services build the provider from the settings, as in production.
+        asr = CountingAsr(whisper) if asr is None else (asr or None)
+        http = overrides.pop("http", None)
+        services = Services(make_settings(tmp_path / "data", **overrides), asr=asr, http=http, announce=lambda _: None)
         built.append(services)
         return services
 

@@ -49,7 +49,8 @@ def test_health(client: Any) -> None:
     assert body["status"] == "healthy" and body["service"] == "tttranscribe"
     assert ISO.match(body["timestamp"]) and body["uptime"] >= 0
     assert body["environment"] == {"hasAuthSecret": True, "hasHfApiKey": False, "hasWebhookUrl": True,
-                                   "hasWebhookSecret": False, "asrProvider": "local"}
+                                   "hasWebhookSecret": False, "asrProvider": "local",
+                                   "asrProviderReason": "ASR_PROVIDER=local"}
     assert body["cache"] == {"size": 0, "hitRate": 0.0, "hitCount": 0, "missCount": 0}
     assert body["readiness"] == {"ok": True, "message": "ready", "missing": []}
     assert body["rateLimit"] == {"capacityPerIp": 1000, "refillPerMinute": 10}

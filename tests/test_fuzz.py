@@ -40,6 +40,9 @@ from tests.conftest import AUTH, CountingAsr, make_settings
 from tests.fake_tiktok import FakeShortLinkServer, LoopbackRouter
 from tests.test_openapi import mounted_app
 
+# schemathesis' own strategies trip this Hypothesis warning; nothing in this file uses `random`.
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
@@ -139,7 +142,8 @@ def fuzz(operations: list[schemathesis.APIOperation]) -> tuple[dict[str, int], d
                 ran[label] = ran.get(label, 0) + run_cases(strategy, count, codes)
             except Unsatisfiable:
                 continue
-            except Exception as exc:  # collect every operation's failure, not just the first
+            # schemathesis reports failures as a BaseExceptionGroup, which is no Exception.
+            except (Exception, BaseExceptionGroup) as exc:  # collect every failure, not just the first
                 failures[label] = f"{type(exc).__name__}: {exc}"[:3000]
     return ran, failures, codes
 
@@ -185,6 +189,5 @@ def test_fuzzing_catches_a_document_that_is_not_true(live: tuple[str, Services, 
     schema.config.update(base_url=base)
     operations = [r.ok() for r in schema.get_all_operations() if r.ok().path == path]
     _, failures, _ = fuzz(operations)
-    assert failures
-    expected = "status_code_conformance" if drift == "undocumented_status" else "response_schema_conformance"
-    assert any(expected.replace("_", " ").lower() in text.lower() or expected in text for text in failures.values()), failures
+    expected = "Undocumented status code" if drift == "undocumented_status" else "Response violates schema"
+    assert failures and all(expected in text for text in failures.values()), failures

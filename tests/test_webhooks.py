@@ -412,7 +412,7 @@ def test_validate_target() -> None:
 
 def test_job_service_terminal_transaction_records_events(store: Store, receiver: WebhookReceiver) -> None:
     outbox = outbox_for(store, receiver.url)
-    jobs = JobService(store, base_url="http://t", model_key="tiny", keep_text_max=100, job_ttl=3600,
+    jobs = JobService(store, base_url="http://t", model_key=lambda: "openai-whisper-tiny.en", keep_text_max=100, job_ttl=3600,
                       result_ttl=3600, max_attempts=2, on_terminal=outbox.record)
     ref = VideoRef(url="https://www.tiktok.com/@u/video/1", kind="video", video_id="1",
                    canonical_url="https://www.tiktok.com/@u/video/1", author="@u")
