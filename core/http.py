@@ -126,6 +126,7 @@ def endpoint(
     def wrap(fn: Handler) -> Callable[..., flask.Response]:
         @functools.wraps(fn)
         def handler(request: flask.Request, services: "Services | None" = None) -> flask.Response:
+            headers: dict[str, str] = {}  # rate-limit headers go on every answer that spent a token
             try:
                 if request.method not in methods:
                     raise MethodNotAllowed(details={"allowed": list(methods)})
@@ -145,7 +146,10 @@ def endpoint(
                 body, status, *extra = fn(request, services, caller)
                 return respond(body, status, {**headers, **(extra[0] if extra else {})})
             except ServiceError as exc:
-                return error_response(exc)
+                response = error_response(exc)
+                for name, value in headers.items():
+                    response.headers.setdefault(name, value)
+                return response
             except Exception:
                 log.exception("[http] unexpected error on %s %s", request.method, request.path)
                 return error_response(ServiceError())

@@ -79,8 +79,8 @@ def make_services(tmp_path: Path, whisper: LocalWhisper) -> Iterator[Callable[..
         asr = overrides.pop("asr", None)
         # asr=False: let Services build the provider from the settings, as in production.
         asr = CountingAsr(whisper) if asr is None else (asr or None)
-        http = overrides.pop("http", None)
-        services = Services(make_settings(tmp_path / "data", **overrides), asr=asr, http=http, announce=lambda _: None)
+        extra = {k: overrides.pop(k) for k in ("http", "clock") if k in overrides}
+        services = Services(make_settings(tmp_path / "data", **overrides), asr=asr, announce=lambda _: None, **extra)
         built.append(services)
         return services
 
