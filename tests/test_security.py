@@ -49,7 +49,7 @@ def test_jwt_accepted_and_each_failure_named(jwt_client: Any) -> None:
     assert reason(jwt_client.get("/status/x", headers=bearer(token(exp=now - 120)))) == "token_expired"
     assert reason(jwt_client.get("/status/x", headers=bearer(token(aud="someone-else")))) == "invalid_token"
     assert reason(jwt_client.get("/status/x", headers=bearer(token(iss="mallory")))) == "invalid_token"
-    assert reason(jwt_client.get("/status/x", headers=bearer(token(secret="not-the-key-but-long-enough-32b")))) == "invalid_token"
+    assert reason(jwt_client.get("/status/x", headers=bearer(token(secret="not-the-key-but-long-enough-32-bytes")))) == "invalid_token"
     assert reason(jwt_client.get("/status/x", headers=bearer(token(sub=None)))) == "invalid_token"
     assert reason(jwt_client.get("/status/x", headers=bearer("a.b.c"))) == "invalid_token"
     assert reason(jwt_client.get("/status/x")) == "missing_credentials"
