@@ -188,3 +188,13 @@ def test_page_with_a_real_video_tag_is_transcribed(client: Any, media: Any, fixt
     doc = wait_terminal(client, submit(client, page)["id"])
     assert doc["status"] == "completed", doc
     assert "agent" in doc["result"]["transcription"].lower()
+
+
+def test_keep_text_max_cuts_and_says_so(make_services: Any, media: Any, fixtures: Path) -> None:
+    from emulator.app import create_app
+
+    client = create_app(make_services(keep_text_max=20)).test_client()
+    doc = wait_terminal(client, submit(client, media.add_clip("cut/a.m4a", fixtures / CLIPS[0]))["id"])
+    result = doc["result"]
+    assert result["truncated"] is True and len(result["transcription"]) == 20
+    assert result["wordCount"] > len(result["transcription"].split())  # counted on the whole transcript
