@@ -20,23 +20,21 @@ Contracts:
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yt_dlp
-from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
-from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError
 
 from core.errors import JobFailure
+from core.metadata import as_float, metadata_from_info
+from core.ytdlp_errors import chain_has, map_download_error
 
 logger = logging.getLogger("tttranscribe.download")
 
@@ -176,13 +174,13 @@ class Downloader:
         except Exception as exc:
             if "callback_error" in state:
                 raise state["callback_error"] from None
-            if _chain_has(exc, _TooLarge):
+            if chain_has(exc, _TooLarge):
                 raise self._too_large() from None
             raise _logged(map_download_error(exc), exc) from exc
         finally:
             if not ok:
                 _remove_outputs(workdir)
-        duration = _float(info.get("duration"))
+        duration = as_float(info.get("duration"))
         meta = metadata_from_info(info)
         size = path.stat().st_size
         logger.info("[download] %s: %d bytes, duration %s s", meta.get("videoId", "?"), size, duration)
@@ -195,7 +193,7 @@ class Downloader:
         return JobFailure("unsupported_content", f"media file too large (limit {limit})")
 
     def _check_limits(self, info: dict[str, Any]) -> None:
-        duration = _float(info.get("duration"))
+        duration = as_float(info.get("duration"))
         if duration is not None and duration > self.max_seconds:
             raise JobFailure("media_too_long",
                              f"The video is {duration:.0f} s long; the limit is {self.max_seconds:.0f} s.")
@@ -297,179 +295,3 @@ def _logged(failure: JobFailure, exc: BaseException) -> JobFailure:
     return failure
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-# --- error mapping --------------------------------------------------------------------------------
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what caused it: DownloadError.exc_info[1], ExtractorError.cause, RequestError.cause."""
-    out: list[BaseException] = []
-    todo: list[Any] = [exc]
-    while todo:
-        cur = todo.pop(0)
-        if not isinstance(cur, BaseException) or any(cur is seen for seen in out):
-            continue
-        out.append(cur)
-        info = getattr(cur, "exc_info", None)
-        if isinstance(info, tuple) and len(info) > 1:
-            todo.append(info[1])
-        todo += [getattr(cur, "cause", None), cur.__cause__]
-    return out
-
-
-def _chain_has(exc: BaseException, kind: type[BaseException]) -> bool:
-    return any(isinstance(e, kind) for e in _chain(exc))
-
-
-_AUTH = JobFailure("download_auth", "This video is private or needs a logged-in account.")
-_AGE = JobFailure("download_auth", "This video is age-restricted and needs a logged-in account.")
-_BOT = JobFailure("download_blocked", "TikTok answered with a bot check this server could not pass; try again later.")
-_FORBIDDEN = JobFailure("download_blocked", "The video host refused the download (HTTP 403).")
-_RATE = JobFailure("download_blocked", "The video host is limiting requests (HTTP 429); try again later.", retryable=True)
-_GEO = JobFailure("download_blocked", "This video is not available from the server's region.", retryable=False)
-_NOT_FOUND = JobFailure("download_not_found", "The video was not found: it may have been deleted, or the link is wrong.")
-# TikTok answers 10204 ("Your IP address is blocked") for deleted and wrong ids too, so it alone does not
-# prove a block: say what it may mean, and let a retry (perhaps from another address) try again.
-_MAYBE_BLOCKED = JobFailure(
-    "download_not_found",
-    "TikTok did not serve this video: it may have been deleted, be private or unavailable in this region, "
-    "or TikTok may be blocking this server.", retryable=True)
-_UNSUPPORTED = JobFailure("unsupported_content", "This link is not a video that can be transcribed.")
-_NO_FORMAT = JobFailure("unsupported_content", "This video has no downloadable media with audio.")
-_NETWORK = JobFailure("download_network", "The download failed because of a network error; try again later.")
-_CUT_SHORT = JobFailure("download_network", "The download was cut short before the end of the file; try again later.")
-_INTERNAL = JobFailure("internal_error", "The video could not be downloaded because of an unexpected error.")
-
-# Checked in order against yt-dlp's messages (lower case) when the cause's type did not decide.
-_MESSAGES: list[tuple[tuple[str, ...], JobFailure]] = [
-    (("unsupported url",), _UNSUPPORTED),
-    # Age first: TikTok's age-gate message also says "Log in for access".
-    (("not be comfortable for some audiences", "age-restricted", "age restricted", "confirm your age"), _AGE),
-    (("do not have permission to view", "requiring login", "log in for access", "login required",
-      "only available for registered users", "private video", "this video is private"), _AUTH),
-    (("ip address is blocked",), _MAYBE_BLOCKED),
-    (("unable to extract challenge data", "unable to solve js challenge", "universal data for rehydration",
-      "unexpected response from webpage request", "anti-bot challenge", "captcha"), _BOT),
-    (("http error 403",), _FORBIDDEN),
-    (("http error 429",), _RATE),
-    (("http error 404", "http error 410", "video not available"), _NOT_FOUND),
-    (("requested format is not available", "no video formats found"), _NO_FORMAT),
-    (("content too short", "bytes read,", "more expected", "bytes, expected", "did not get any data blocks"), _CUT_SHORT),
-    (("timed out", "connection reset", "connection refused", "connection aborted", "remote end closed",
-      "name or service not known", "temporary failure in name resolution", "network is unreachable",
-      "certificate verify failed", "ssl:", "proxyerror", "proxy error", "unable to connect to proxy",
-      "tunnel connection failed"), _NETWORK),
-]
-
-
-def _copy(failure: JobFailure) -> JobFailure:
-    return JobFailure(failure.code, failure.message, failure.retryable)
-
-
-def map_download_error(exc: BaseException) -> JobFailure:
-    """Turn a yt-dlp exception (usually ``DownloadError``) into a contract ``JobFailure``.
-
-    The cause's type decides first (HTTP status, transport, truncation, unsupported, geo), then
-    yt-dlp's message; anything unrecognised is ``internal_error``. The message never includes
-    yt-dlp's text (it may carry signed URLs); log that separately.
-    """
-    if isinstance(exc, JobFailure):
-        return exc
-    chain = _chain(exc)
-    for err in chain:
-        if isinstance(err, HTTPError):
-            if err.status == 403:
-                return _copy(_FORBIDDEN)
-            if err.status in (404, 410):
-                return _copy(_NOT_FOUND)
-            if err.status == 429:
-                return _copy(_RATE)
-            if err.status == 401:
-                return _copy(_AUTH)
-            return JobFailure("download_network", f"The video host answered HTTP {err.status}; try again later.")
-        if isinstance(err, (ContentTooShortError, IncompleteRead)):
-            return _copy(_CUT_SHORT)
-        if isinstance(err, TransportError):  # ProxyError, SSLError, CertificateVerifyError, timeouts
-            return _copy(_NETWORK)
-        if isinstance(err, UnsupportedError):
-            return _copy(_UNSUPPORTED)
-        if isinstance(err, GeoRestrictedError):
-            return _copy(_GEO)
-    text = " | ".join(str(e) for e in chain).lower()
-    for needles, failure in _MESSAGES:
-        if any(n in text for n in needles):
-            return _copy(failure)
-    return _copy(_INTERNAL)
-
-
-# --- metadata --------------------------------------------------------------------------------------
-
-_HANDLE = re.compile(r"^@?[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
-_URL_HANDLE = re.compile(r"/@([A-Za-z0-9_.][A-Za-z0-9_.-]*)")
-_HASHTAG = re.compile(r"(?<![\w#])#(\w+)", re.UNICODE)
-
-
-def _handle(info: dict[str, Any]) -> str | None:
-    # TikTok: `uploader` is the unique handle, `uploader_id` the numeric account id, `channel` the nickname.
-    for key in ("uploader", "uploader_id"):
-        value = info.get(key)
-        if isinstance(value, str) and _HANDLE.match(value) and not value.isdigit():
-            return value.lstrip("@")
-    for key in ("uploader_url", "webpage_url", "original_url"):
-        m = _URL_HANDLE.search(str(info.get(key) or ""))
-        if m:
-            return m.group(1)
-    return None
-
-
-def metadata_from_info(info: dict[str, Any]) -> dict[str, Any]:
-    """Contract ``metadata`` keys with real values from a yt-dlp info dict (absent when unknown).
-
-    ``hashtags`` are tag names without ``#``: yt-dlp's ``tags``, else the ``#words`` of the
-    description. ``title`` is dropped when yt-dlp only derived it from the URL (direct links).
-    """
-    meta: dict[str, Any] = {}
-    if info.get("id"):
-        meta["videoId"] = str(info["id"])
-    title = info.get("title")
-    derived = info.get("direct") or title in (info.get("id"), f"{info.get('extractor')} video #{info.get('id')}")
-    if isinstance(title, str) and title.strip() and not derived:
-        title = " ".join(title.split())
-        meta["title"] = title if len(title) <= 80 else title[:79].rstrip() + "…"
-    handle = _handle(info)
-    if handle:
-        meta["author"] = "@" + handle
-    display = next((v for v in (info.get("channel"), info.get("creator"), *(info.get("creators") or []),
-                                info.get("uploader")) if isinstance(v, str) and v.strip()), None)
-    if display and display.lstrip("@") != handle:
-        meta["authorDisplayName"] = display
-    for key, src in (("description", "description"), ("thumbnail", "thumbnail")):
-        if isinstance(info.get(src), str) and info[src].strip():
-            meta[key] = info[src]
-    for key, src in (("viewCount", "view_count"), ("likeCount", "like_count"), ("commentCount", "comment_count")):
-        if isinstance(info.get(src), (int, float)):
-            meta[key] = int(info[src])
-    upload = info.get("upload_date")
-    if isinstance(upload, str) and re.fullmatch(r"\d{8}", upload):
-        meta["uploadDate"] = f"{upload[:4]}-{upload[4:6]}-{upload[6:]}"
-    elif isinstance(info.get("timestamp"), (int, float)):
-        meta["uploadDate"] = datetime.fromtimestamp(info["timestamp"], timezone.utc).date().isoformat()
-    tags = [t.strip().lstrip("#") for t in info.get("tags") or [] if isinstance(t, str) and t.strip().lstrip("#")]
-    if not tags:
-        tags = _HASHTAG.findall(info.get("description") or "")
-    if tags:
-        meta["hashtags"] = list(dict.fromkeys(tags))
-    artists = info.get("artists") or ([info["artist"]] if info.get("artist") else [])
-    music = {k: v for k, v in (("title", info.get("track")), ("author", ", ".join(a for a in artists if a)))
-             if isinstance(v, str) and v}
-    if music:
-        meta["music"] = music
-    duration = _float(info.get("duration"))
-    if duration is not None:
-        meta["duration"] = duration
-    return meta

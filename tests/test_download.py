@@ -20,7 +20,9 @@ from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, ProxyError
 from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
 
-from core.download import FORMAT, FORMAT_SORT, Download, Downloader, _chrome_target, _YtdlpLogger, map_download_error, metadata_from_info
+from core.download import FORMAT, FORMAT_SORT, Download, Downloader, _chrome_target, _YtdlpLogger
+from core.metadata import metadata_from_info
+from core.ytdlp_errors import map_download_error
 from core.errors import RETRYABLE, JobFailure
 from tests.media_server import MediaServer, encode_clip, fixtures_dir, load_manifest
 
