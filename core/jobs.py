@@ -150,12 +150,12 @@ class JobService:
             raise JobNotFound(details={"jobId": job_or_request_id})
         view = dict(job)
         if job["step"] not in TERMINAL:
-            work = self.store.get("work", job["workKey"]) or {}
-            for k in ("step", "progress", "eta"):
-                if k in work:
-                    view[k] = max(view["progress"], work["progress"]) if k == "progress" else work[k]
+            work = self.store.get("work", job["workKey"])
+            if work is None:  # finished between our two reads: the job record is final now
+                return self.render(self.find(job["id"]) or job)
+            view.update(step=work["step"], eta=work.get("eta"), updatedAt=iso(work["updatedAt"]))
+            view["progress"] = max(job["progress"], work["progress"])
             view["metadata"] = {**work.get("metadata", {}), **job["metadata"]}
-            view["updatedAt"] = iso(work.get("updatedAt", 0)) if work else job["updatedAt"]
         return self.render(view)
 
     def render(self, job: Record) -> Record:
