@@ -144,7 +144,8 @@ def fuzz(operations: list[schemathesis.APIOperation]) -> tuple[dict[str, int], d
                 continue
             # schemathesis reports failures as a BaseExceptionGroup, which is no Exception.
             except (Exception, BaseExceptionGroup) as exc:  # collect every failure, not just the first
-                failures[label] = f"{type(exc).__name__}: {exc}"[:3000]
+                inner = "; ".join(f"{type(e).__name__}: {e}" for e in getattr(exc, "exceptions", ()))
+                failures[label] = f"{type(exc).__name__}: {exc} {inner}"[:3000]
     return ran, failures, codes
 
 

@@ -162,7 +162,8 @@ def test_retries_until_delivered_with_identical_bytes_and_logs(
     lines = [r.getMessage() for r in caplog.records if "[webhook]" in r.getMessage()]
     assert len(lines) == 4
     assert all(VECTOR_JOB in line for line in lines)
-    assert "attempt=1/12 status=500 delay=1." in lines[0] and "attempt=4/12 status=200 delay=- result=delivered" in lines[3]
+    assert f"attempt=1/12 status=500 delay={sleeps[0]:.1f}s" in lines[0]
+    assert "attempt=4/12 status=200 delay=- result=delivered" in lines[3]
     assert not any(SECRET in r.getMessage() for r in caplog.records)
 
 
