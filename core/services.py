@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from core.asr import AsrProvider, LocalWhisper, resolve_local_model
+from core.asr import AsrProvider, LocalWhisper, limit_malloc_arenas, resolve_local_model
 from core.auth import Authenticator, load_or_create_secret
 from core.download import Downloader
 from core.hf_asr import HfInferenceAsr
@@ -44,6 +44,20 @@ def credit_rate(model: str) -> float:
     return next((rate for size, rate in CREDIT_RATES.items() if size in name), CREDIT_RATES["base"])
 
 
+def asr_parallelism(mode: str, cores: int, concurrency: int) -> tuple[int, int]:
+    """(CTranslate2 workers, threads per worker) for one process's model.
+
+    Measured (bench/RESULTS.md): a second intra-op thread made one decode slower (2.98 s → 3.58 s
+    on 2 cores), while two single-threaded workers run two decodes at once (throughput ×1.9). So
+    each core gets a single-threaded worker:
+    in ``windowed`` mode one job's windows already fill them all; in the other modes a job is one
+    call, and only ``WORKER_CONCURRENCY`` jobs at once can use them.
+    """
+    if mode == "windowed":
+        return max(1, cores), 1
+    return concurrency, max(1, cores // concurrency)
+
+
 def _announce(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -62,6 +76,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        limit_malloc_arenas()  # before any thread of ours allocates: see its docstring
         self.started_at = clock()
         self.http = http or requests.Session()
         self.store = Store(settings.data_dir / "store")
@@ -131,12 +146,13 @@ class Services:
 
     def _build_asr(self) -> AsrProvider:
         s = self.settings
-        threads = max(1, s.cpu_count // s.worker_concurrency)
+        workers, threads = asr_parallelism(s.decode_mode, s.cpu_count, s.worker_concurrency)
         local = LocalWhisper(
             lambda: resolve_local_model(s.whisper_model_size, s.whisper_model_path),
-            num_workers=s.worker_concurrency,
+            num_workers=workers,
             cpu_threads=threads,
             beam_size=s.beam_size,
+            mode=s.decode_mode,
         )
         # Never build the hosted client without our key: huggingface_hub would quietly fall back
         # to HF_TOKEN or a cached login.

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     """When every hosted model fails, transcribe with local faster-whisper instead of failing."""
     beam_size: int = Field(5, ge=1, le=10)
     """Beam width for local decoding."""
+    decode_mode: Literal["windowed", "sequential", "batched"] = "windowed"
+    """Local decoding: speech windows in parallel, one whole-file pass, or faster-whisper's batched pipeline."""
     port: int = 7860
     """Port the emulator listens on."""
     base_url: str | None = None

@@ -36,21 +36,25 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path, cwd: Path = ROOT) -> None:
         self.base = f"http://127.0.0.1:{port}"
+        self.port = port
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_up(self, path: str = "/health", timeout: float = 60) -> None:
+    def wait_up(self, path: str = "/health", timeout: float = 60) -> "Proc":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
                 requests.get(self.base + path, timeout=2)
-                return
+                return self
             except requests.ConnectionError:
                 time.sleep(0.2)
         raise AssertionError(f"server not up: {self.log.read_text()[-3000:]}")
+
+    def log_count(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text)
 
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
