@@ -215,7 +215,8 @@ class Services:
     def start_workers(self) -> None:
         """Job workers and webhook senders (idempotent): every process that accepts jobs runs them."""
         with self._start_lock:
-            self.pool.start()
+            if self.settings.process_jobs:
+                self.pool.start()
             self.webhooks.start()
 
     def readiness(self) -> Record:

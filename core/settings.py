@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     """Where the job store, results cache, outbox and generated secret live."""
     media_host_allowlist: str = ""
     """Test-only: comma-separated extra hosts (e.g. 127.0.0.1) whose URLs may be fetched directly."""
+    process_jobs: bool = True
+    """Run a worker pool in this process; false: only accept jobs, another process on DATA_DIR runs them."""
     worker_concurrency: int = Field(1, ge=1, le=16)
     """Jobs transcribed at once per process."""
     job_ttl_seconds: int = Field(72 * 3600, ge=24 * 3600)

@@ -198,3 +198,16 @@ def test_keep_text_max_cuts_and_says_so(make_services: Any, media: Any, fixtures
     result = doc["result"]
     assert result["truncated"] is True and len(result["transcription"]) == 20
     assert result["wordCount"] > len(result["transcription"].split())  # counted on the whole transcript
+
+
+def test_a_process_that_only_accepts_leaves_the_work_to_another(make_services: Any, media: Any, fixtures: Path) -> None:
+    from emulator.app import create_app
+
+    front = create_app(acceptor := make_services(process_jobs=False)).test_client()
+    job = submit(front, media.add_clip("split/a.m4a", fixtures / CLIPS[2]))
+    assert acceptor.pool.started is False
+    assert front.get(f"/status/{job['id']}", headers=AUTH).get_json()["status"] == "queued"
+    worker = make_services()
+    worker.start_workers()
+    doc = wait_terminal(front, job["id"])
+    assert doc["status"] == "completed" and worker.asr.runs == 1 and acceptor.asr.runs == 0
