@@ -1,7 +1,7 @@
 """The worker pool: ``concurrency`` threads taking works from the persisted queue.
 
 Contracts:
-- Any process that accepts jobs runs a pool (the emulator at start, a standalone
+- Any process that accepts jobs runs a pool unless PROCESS_JOBS=false (the emulator at start, a standalone
   functions-framework handler on its first request); all pools on one machine share the queue
   in the store, and each queued work is taken by exactly one of them.
 - Each running work is stamped with this process's identity and a heartbeat refreshed every
@@ -18,7 +18,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from core.jobs import JobService
 from core.pipeline import Pipeline
@@ -141,6 +140,3 @@ class WorkerPool:
             except Exception:
                 log.exception("[job-processing] heartbeat failed")
 
-
-def describe(pool: WorkerPool | None) -> dict[str, Any]:
-    return {"started": bool(pool and pool.started), "busy": pool.busy() if pool else 0}
