@@ -59,4 +59,5 @@ class RateLimiter:
         return Decision(allowed, int(tokens), retry, math.ceil(full_in))
 
     def describe(self) -> dict[str, object]:
-        return {"capacityPerIp": self.capacity, "refillPerMinute": round(self.rate * 60, 3)}
+        per_minute = round(self.rate * 60, 3)
+        return {"capacityPerIp": self.capacity, "refillPerMinute": int(per_minute) if per_minute.is_integer() else per_minute}

@@ -54,6 +54,7 @@ def test_health(client: Any) -> None:
     assert body["cache"] == {"size": 0, "hitRate": 0.0, "hitCount": 0, "missCount": 0}
     assert body["readiness"] == {"ok": True, "message": "ready", "missing": []}
     assert body["rateLimit"] == {"capacityPerIp": 1000, "refillPerMinute": 10}
+    assert isinstance(body["rateLimit"]["refillPerMinute"], int)  # written 10, as contract.md shows
     assert set(body["webhook"]) >= {"queueSize", "targetUrl"}
 
 
