@@ -101,6 +101,41 @@ def client(services: Services) -> Any:
     return create_app(services).test_client()
 
 
+class Sleeps(list[float]):
+    """An injectable ``sleep`` that records the waits instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def tiktok() -> Iterator[Any]:
+    """TikTok's short-link service, faked on loopback (routes set by each test)."""
+    from tests.fake_tiktok import FakeShortLinkServer
+
+    with FakeShortLinkServer() as server:
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A real webhook receiver on 127.0.0.1 that accepts everything unless given a plan."""
+    from tests.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as rx:
+        yield rx
+
+
 def wait_terminal(client: Any, job_id: str, timeout: float = 120.0, seen: list[int] | None = None) -> dict[str, Any]:
     """Poll /status until the job is terminal; records every progress value in ``seen``."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from core.asr import LocalWhisper
 from core.audio import decode
 from core.errors import JobFailure
 from core.hf_asr import HfInferenceAsr, encode_flac
-from tests.conftest import AUTH, CountingAsr, wait_terminal
+from tests.conftest import AUTH, CountingAsr, Sleeps, wait_for, wait_terminal
 from tests.fake_hf import FakeHf, Seen, gone, loading, not_found, rate_limited, slow, status
 from tests.wer import wer
 
@@ -45,11 +45,6 @@ def fake(hub_online: None, whisper: LocalWhisper) -> Iterator[FakeHf]:
 def clip(fixtures: Path, manifest: dict[str, tuple[float, str]]) -> tuple[Any, float, str]:
     duration, reference = manifest[CLIP]
     return decode(fixtures / CLIP), duration, reference
-
-
-class Sleeps(list[float]):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def provider(fake: FakeHf, models: list[str] | None = None, **kw: Any) -> HfInferenceAsr:
@@ -280,9 +275,7 @@ def test_settings_pick_hf_and_every_report_names_the_model_that_ran(fake: FakeHf
         url = media.add_clip("hf/settings.m4a", fixtures / CLIP)
         doc = wait_terminal(client, client.post("/transcribe", json={"url": url, "requestId": "be-hf"}, headers=AUTH).get_json()["id"])
         assert doc["result"]["modelUsed"] == MODEL
-        deadline = time.monotonic() + 10
-        while not rx.received and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: bool(rx.received), timeout=10)
         import json
 
         assert json.loads(rx.received[0].body)["usage"]["modelUsed"] == MODEL

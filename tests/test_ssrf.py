@@ -67,11 +67,6 @@ def trap() -> Iterator[Trap]:
     t.close()
 
 
-@pytest.fixture
-def tiktok() -> Iterator[FakeShortLinkServer]:
-    with FakeShortLinkServer() as server:
-        yield server
-
 
 @pytest.fixture
 def router(tiktok: FakeShortLinkServer, trap: Trap) -> LoopbackRouter:

@@ -212,11 +212,6 @@ def test_media_allowance_is_exact(url: str) -> None:
 # --- LinkResolver against a loopback fake of the short-link service ------------------------------
 
 
-@pytest.fixture
-def tiktok() -> Iterator[FakeShortLinkServer]:
-    with FakeShortLinkServer() as server:
-        yield server
-
 
 @pytest.fixture
 def private_target() -> Iterator[FakeShortLinkServer]:

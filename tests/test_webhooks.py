@@ -22,6 +22,7 @@ from core.jobs import JobService
 from core.store import Store
 from core.tiktok import VideoRef
 from core.webhooks import WebhookOutbox, build_event, validate_target
+from tests.conftest import Sleeps
 from tests.webhook_receiver import Received, WebhookReceiver
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,16 +77,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     yield s
     s.close()
 
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as r:
-        yield r
-
-
-class Sleeps(list[float]):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def outbox_for(store: Store, url: str, **kw: Any) -> WebhookOutbox:

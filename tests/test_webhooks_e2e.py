@@ -6,14 +6,14 @@ import hmac
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import AUTH, wait_terminal
+from tests.conftest import AUTH, wait_for, wait_terminal
 from tests.procs import Proc, free_port, poll, service_env
 from tests.webhook_receiver import WebhookReceiver
 
@@ -23,11 +23,6 @@ FAST = {"BUSINESS_ENGINE_WEBHOOK_SECRET": HOOK_SECRET, "webhook_initial_backoff_
         "webhook_max_backoff_seconds": 0.2}
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as rx:
-        yield rx
-
 
 @pytest.fixture
 def hooked(make_services: Callable[..., Any], receiver: WebhookReceiver) -> Any:
@@ -35,15 +30,6 @@ def hooked(make_services: Callable[..., Any], receiver: WebhookReceiver) -> Any:
 
     services = make_services(business_engine_webhook_url=receiver.url, **FAST)
     return services, create_app(services).test_client()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def verify(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
